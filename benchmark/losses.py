@@ -234,7 +234,7 @@ def numeric_ideal_loss(loss: AdversarialLoss, *, starts: Sequence[float] = (-2.0
             outputs = [o.reshape(4) for o in outputs]
         value = loss.adversary_loss(*outputs)
         (grad,) = torch.autograd.grad(value, t)
-        return float(value), grad.numpy()
+        return float(value.detach()), grad.numpy()
 
     best = math.inf
     for start in starts:

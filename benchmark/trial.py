@@ -202,6 +202,8 @@ def resolve(spec: TrialSpec) -> ResolvedTrial:
     loss = get_loss(spec.loss or task.DEFAULT_LOSS)
     if loss.name not in task.LOSSES and type(loss).__name__ not in task.LOSSES:
         raise ValueError(f"loss {loss.name!r} does not fit task {spec.task!r}; use one of {list(task.LOSSES)}")
+    if spec.arm == "constant" and spec.scheduler is not None:
+        raise ValueError("arm 'constant' runs without a scheduler; drop the scheduler settings or use arm 'gap_aware'")
     if spec.scheduler is not None:
         from benchmark.scheduler import default_thresholds
 
