@@ -53,9 +53,10 @@ __all__ = [
 
 MODES = ("min", "max")
 
-# Largest weight matrix (entries) built in one go; bigger requests are done in
-# chunks (point estimate) or refused with a hint to use a grid of ks (bootstrap).
-_MAX_WEIGHT_ENTRIES = 50_000_000
+# The point estimate builds its weight matrix in chunks of about this many entries (memory bound).
+_POINT_CHUNK_ENTRIES = 4_000_000
+# The bootstrap keeps its whole weight matrix; beyond this many entries it asks for a grid of ks.
+_MAX_WEIGHT_ENTRIES = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class BudgetRatio:
         if not self.reached:
             return "not reached"
         bound = "" if self.exact else "≥ "
-        return f"{bound}{self.ratio:.3g}× (k={self.k} of N={self.n})"
+        ratio = f"{self.ratio:,.0f}" if self.ratio >= 100 else f"{self.ratio:.3g}"
+        return f"{bound}{ratio}× (k={self.k} of N={self.n})"
 
 
 def _check_mode(mode: str) -> None:
@@ -211,7 +213,7 @@ def _tie_averaged(sorted_val: np.ndarray, sorted_test: np.ndarray) -> np.ndarray
 def _weighted_sum_all_ks(values: np.ndarray, ks: np.ndarray) -> np.ndarray:
     """values (rank-sorted, length n) · W for every k in ks, in memory-bounded chunks of ks."""
     n = values.size
-    per_chunk = max(1, _MAX_WEIGHT_ENTRIES // (4 * n))
+    per_chunk = max(1, _POINT_CHUNK_ENTRIES // n)
     out = np.empty(ks.size)
     for start in range(0, ks.size, per_chunk):
         chunk = ks[start : start + per_chunk]

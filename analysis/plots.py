@@ -51,7 +51,7 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
     buffer = io.BytesIO()
     # PDF metadata without a creation date keeps reports byte-stable across runs.
     metadata = {"CreationDate": None} if fmt == "pdf" else None
-    fig.savefig(buffer, format=fmt, dpi=DPI, bbox_inches="tight", metadata=metadata)
+    fig.savefig(buffer, format=fmt, dpi=DPI, metadata=metadata)  # constrained layout already fits
     return buffer.getvalue()
 
 

@@ -12,6 +12,7 @@ misleading number.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,13 +33,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TestResult:
+    __test__ = False  # not a pytest test class, despite the name
+
     test: str  # e.g. 'Welch t', 'Mann-Whitney U', 'Wilcoxon signed-rank', 'McNemar (exact)'
     p_value: float
     statistic: float = float("nan")
     alternative: str = ""
     n_arm: int = 0
     n_baseline: int = 0
-    reason: str | None = None  # why p_value is NaN
+    reason: str | None = None  # why p_value is NaN, or a warning scipy gave while computing it
     p_holm: float = float("nan")  # filled by apply_holm
 
 
@@ -65,6 +68,15 @@ def _alternative(mode: str) -> str:
 def _finite(values) -> np.ndarray:
     arr = np.asarray(values, dtype=float)
     return arr[np.isfinite(arr)]
+
+
+def _run_scipy(test: str, alternative: str, n_arm: int, n_base: int, fn, *args, **kwargs) -> TestResult:
+    """Call a scipy test; a warning it raises (e.g. precision loss on nearly equal data) goes into `reason`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = fn(*args, **kwargs)
+    note = "; ".join(sorted({str(w.message).split(". ")[0] for w in caught})) or None
+    return TestResult(test, float(res.pvalue), float(res.statistic), alternative, n_arm, n_base, note)
 
 
 def holm(p_values) -> np.ndarray:
@@ -98,8 +110,8 @@ def welch_t(arm, baseline, mode: str) -> TestResult:
         return _nan_result("Welch t", alternative, a.size, b.size, "needs ≥ 2 finite values per arm")
     if np.ptp(a) == 0 and np.ptp(b) == 0:
         return _nan_result("Welch t", alternative, a.size, b.size, "no variance in either arm")
-    res = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
-    return TestResult("Welch t", float(res.pvalue), float(res.statistic), alternative, a.size, b.size)
+    return _run_scipy("Welch t", alternative, a.size, b.size, stats.ttest_ind, a, b, equal_var=False,
+                      alternative=alternative)
 
 
 def mann_whitney(arm, baseline, mode: str) -> TestResult:
@@ -110,8 +122,8 @@ def mann_whitney(arm, baseline, mode: str) -> TestResult:
         return _nan_result("Mann-Whitney U", alternative, a.size, b.size, "needs ≥ 1 finite value per arm")
     if np.ptp(np.concatenate([a, b])) == 0:
         return _nan_result("Mann-Whitney U", alternative, a.size, b.size, "all values tied")
-    res = stats.mannwhitneyu(a, b, alternative=alternative)
-    return TestResult("Mann-Whitney U", float(res.pvalue), float(res.statistic), alternative, a.size, b.size)
+    return _run_scipy("Mann-Whitney U", alternative, a.size, b.size, stats.mannwhitneyu, a, b,
+                      alternative=alternative)
 
 
 def _finite_pairs(arm, baseline) -> tuple[np.ndarray, np.ndarray]:
@@ -131,8 +143,8 @@ def wilcoxon_paired(arm, baseline, mode: str) -> TestResult:
         return _nan_result("Wilcoxon signed-rank", alternative, a.size, b.size, "no finite pairs")
     if np.all(a == b):
         return _nan_result("Wilcoxon signed-rank", alternative, a.size, b.size, "all paired differences are zero")
-    res = stats.wilcoxon(a, b, alternative=alternative)
-    return TestResult("Wilcoxon signed-rank", float(res.pvalue), float(res.statistic), alternative, a.size, b.size)
+    return _run_scipy("Wilcoxon signed-rank", alternative, a.size, b.size, stats.wilcoxon, a, b,
+                      alternative=alternative)
 
 
 def _relative_improvement(mean_arm: float, mean_base: float, mode: str) -> float:
