@@ -70,7 +70,7 @@ def _finite(values) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
-def _run_scipy(test: str, alternative: str, n_arm: int, n_base: int, fn, *args, **kwargs) -> TestResult:
+def _run_scipy(test: str, alternative: str, n_arm: int, n_base: int, fn, /, *args, **kwargs) -> TestResult:
     """Call a scipy test; a warning it raises (e.g. precision loss on nearly equal data) goes into `reason`."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
