@@ -172,6 +172,12 @@ def _read_parquet(fs: pafs.FileSystem, path: str, required: dict, optional: dict
         table = pq.read_table(path, filesystem=fs)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ResultsTableError(f"{path}: not a readable Parquet file ({exc})") from exc
+    if "status" in table.schema.names and table.num_rows:
+        statuses = set(table.column("status").to_pylist())
+        if statuses == {"error"}:  # error rows carry no metric columns: say what really happened
+            raise ResultsTableError(
+                f"{path}: all {table.num_rows} trials have status 'error' (see their 'error' column); nothing to analyse"
+            )
     _check_schema(table.schema, required, optional, path)
     return table.to_pandas()
 

@@ -154,9 +154,11 @@ def conclusions(analysis: StudyAnalysis) -> list[str]:
         ratio = a.ratios.get(arm)
         if ratio is not None:
             if ratio.reached:
+                k_text = f"k={ratio.k}" if ratio.exact else f"at most k={ratio.k}"
                 out.append(f"Tuning budget: {arm} reaches {a.baseline}'s expected best {a.metric_name} at its full "
-                           f"budget (N={ratio.n}, {_num(ratio.target)}) after k={ratio.k} trials: "
-                           f"{ratio.describe()} less budget.")
+                           f"budget (N={ratio.n} trials: {_num(ratio.target)}) with {k_text} trials, i.e. "
+                           f"{'at least ' if not ratio.exact else ''}{ratio.ratio:.3g}× less tuning budget "
+                           f"(N/k).")
             else:
                 out.append(f"Tuning budget: {arm} does not reach {a.baseline}'s expected best {a.metric_name} at its "
                            f"full budget (N={ratio.n}, {_num(ratio.target)}) within its own {a.curves[arm].n} trials.")
@@ -182,10 +184,16 @@ def _tests_table(analysis: StudyAnalysis) -> pd.DataFrame:
     rows = []
     for c in analysis.comparisons:
         r = c.result
+        n_text, note = f"{r.n_arm} / {r.n_baseline}", r.reason or ""
+        if c.question == "divergence" and c.arm in analysis.mcnemar:
+            m = analysis.mcnemar[c.arm]
+            n_text = f"{m.pairs} pairs"
+            note = (f"discordant: {m.only_arm_diverged} only {c.arm} diverged, {m.only_baseline_diverged} only "
+                    f"{c.baseline} diverged" + (f"; {note}" if note else ""))
         rows.append({"arm": c.arm, "vs": c.baseline, "question": c.question, "stage": c.stage, "test": r.test,
-                     "alternative": r.alternative, "n (arm / baseline)": f"{r.n_arm} / {r.n_baseline}",
+                     "alternative": r.alternative, "n (arm / baseline)": n_text,
                      "statistic": _num(r.statistic), "p": _p(r.p_value), "p (Holm)": _p(r.p_holm),
-                     "note": r.reason or ""})
+                     "note": note})
     return pd.DataFrame(rows)
 
 
@@ -206,6 +214,12 @@ def _divergence_table(analysis: StudyAnalysis) -> pd.DataFrame:
     d[f"{analysis.confidence:.0%} Wilson CI"] = [f"[{_pct(lo)}, {_pct(hi)}]" for lo, hi in
                                                  zip(analysis.divergence["ci_low"], analysis.divergence["ci_high"])]
     return d.drop(columns=["ci_low", "ci_high"])
+
+
+def _reasons_table(analysis: StudyAnalysis) -> pd.DataFrame:
+    table = analysis.reasons.reset_index()
+    table.columns.name = None
+    return table
 
 
 def _provenance_table(results: StudyResults) -> pd.DataFrame:
@@ -427,7 +441,7 @@ def write_report(analysis: StudyAnalysis, out_dir: str) -> ReportFiles:
 
     tables = [
         ("Divergence by stage and arm", _divergence_table(a), False),
-        ("Diverged trials by reason", a.reasons, True),
+        ("Diverged trials by reason", _reasons_table(a), False),
         ("Hypothesis tests (Holm-adjusted across the report)", _tests_table(a), False),
         ("Effect sizes vs baseline", _effects_table(a), False),
     ]

@@ -98,9 +98,11 @@ def make_trials(rng: np.random.Generator, *, study: str = "synth", n_configs: in
                      for s in range(confirm_seeds)]
     for i in range(n_errors):
         row = dict(rows[i % len(rows)])
+        # As the trial code writes them: no metric name or mode, an 'error' message instead.
         row.update(stage="search", config_id=10_000 + i, seed=0, status="error", diverged=False,
                    divergence_reason=None, divergence_step=None, val_metric=float("nan"),
-                   test_metric=float("nan"), trial_key=f"search-{10_000 + i}-{row['arm']}-0")
+                   test_metric=float("nan"), trial_key=f"search-{10_000 + i}-{row['arm']}-0",
+                   metric_name=None, metric_mode=None, error="RuntimeError: worker lost", steps_done=0)
         rows.append(row)
     trials = pd.DataFrame(rows)
     trials["divergence_step"] = trials["divergence_step"].astype("Int64")

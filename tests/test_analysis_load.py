@@ -85,6 +85,12 @@ def test_missing_or_unreadable_files(tmp_path):
         load(write_study(str(tmp_path / "empty"), empty))
 
 
+def test_only_error_rows_is_said_plainly(tmp_path, trials):
+    errors = trials[trials["status"] == "error"].drop(columns=["metric_name", "metric_mode"])
+    with pytest.raises(ResultsTableError, match="all 1 trials have status 'error'"):
+        load(write_study(str(tmp_path / "errors"), errors))
+
+
 def test_bad_curves_and_yaml(tmp_path, trials):
     directory = write_study(str(tmp_path / "s"), trials)
     write_parquet(pd.DataFrame({"trial_key": ["a"], "d_loss": [1.0]}), os.path.join(directory, "curves.parquet"))
