@@ -1,6 +1,8 @@
 """Divergence rules shared by every task: a diverged run is data, not a crash.
 
 - ``nonfinite``: any loss is NaN or ±inf — the trial stops at that step.
+- ``explosion``: any loss's magnitude exceeds ``loss_limit`` (far beyond any
+  loss of a working run; the next steps would overflow) — the trial stops too.
 - ``collapse``: the adversary's smoothed loss stays below ``collapse_fraction · V*``
   through the last ``collapse_window`` share of training (the adversary has won
   and the other player gets no useful signal).
@@ -14,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Sequence
 
-__all__ = ["DivergenceRules", "Divergence", "first_nonfinite", "collapse_detected", "quality_failed"]
+__all__ = ["DivergenceRules", "Divergence", "first_nonfinite", "first_exploded", "collapse_detected", "quality_failed"]
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,11 @@ class DivergenceRules:
     collapse_fraction: float = 0.1
     collapse_window: float = 0.2
     quality_threshold: float | None = None
+    loss_limit: float = 1e6
 
     def __post_init__(self) -> None:
+        if not self.loss_limit > 0:
+            raise ValueError(f"divergence.loss_limit must be > 0, got {self.loss_limit!r}")
         if not 0.0 < self.collapse_fraction < 1.0:
             raise ValueError(f"divergence.collapse_fraction must lie in (0, 1), got {self.collapse_fraction!r}")
         if not 0.0 < self.collapse_window <= 1.0:
@@ -45,7 +50,7 @@ class DivergenceRules:
 
 @dataclass(frozen=True)
 class Divergence:
-    reason: str  # "nonfinite" | "collapse" | "quality"
+    reason: str  # "nonfinite" | "explosion" | "collapse" | "quality"
     step: int
 
 
@@ -53,6 +58,14 @@ def first_nonfinite(losses: Mapping[str, float]) -> str | None:
     """Name of the first non-finite loss in ``losses`` (or ``None``)."""
     for name, value in losses.items():
         if not math.isfinite(value):
+            return name
+    return None
+
+
+def first_exploded(losses: Mapping[str, float], limit: float) -> str | None:
+    """Name of the first loss whose magnitude exceeds ``limit`` (or ``None``)."""
+    for name, value in losses.items():
+        if abs(value) > limit:
             return name
     return None
 

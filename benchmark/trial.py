@@ -213,6 +213,9 @@ def resolve(spec: TrialSpec) -> ResolvedTrial:
             raise ValueError(f"unknown scheduler setting(s) {bad}; known: {sorted(allowed)}")
         default_thresholds(loss.ideal_loss, spec.scheduler.get("x_min"), spec.scheduler.get("x_max"))
     task.check(hp, options)
+    check_dataset = getattr(task, "check_dataset", None)
+    if check_dataset is not None:
+        check_dataset(spec.dataset)
     return ResolvedTrial(spec=spec, hp=hp, options=options, rules=rules, loss=loss, device=_device(spec.device))
 
 
