@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from .budget import BudgetCurve
 
@@ -80,7 +80,24 @@ def _draw_budget_curves(ax, curves: Mapping[str, BudgetCurve], colors: Mapping[s
                 label=f"{label_prefix}{arm} (N={curve.n})")
         if curve.lower is not None:
             ax.fill_between(curve.ks, curve.lower, curve.upper, color=color, alpha=0.18, lw=0)
+    _log_budget_axis(ax, max((c.n for c in curves.values() if c is not None), default=1))
+
+
+def _log_budget_axis(ax, n_max: int) -> None:
+    """Log-x axis for budgets labelled with plain integers (1, 2, 5, 10, 1,000), not 2×10⁰."""
     ax.set_xscale("log")
+
+    def plain(x, _pos=None, mantissas=None):
+        if x < 1 or abs(x - round(x)) > 1e-6 * x:
+            return ""
+        if mantissas is not None and round(x / 10 ** np.floor(np.log10(x))) not in mantissas:
+            return ""
+        return f"{x:,.0f}"
+
+    ax.xaxis.set_major_formatter(FuncFormatter(plain))
+    # Label some minor ticks (2, 3, 5, 20, ...) only when the axis spans little more than a decade.
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, pos: plain(x, pos, mantissas=(2, 3, 5)))
+                                 if n_max <= 30 else NullFormatter())
     ax.grid(True, which="both", alpha=0.3)
 
 

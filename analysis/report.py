@@ -172,9 +172,12 @@ def conclusions(analysis: StudyAnalysis) -> list[str]:
                 if c is not None:
                     ps.append(f"{test} Holm p = {_p(c.result.p_holm)}" if np.isfinite(c.result.p_value)
                               else f"{test}: {c.result.reason}")
-            word = "better" if np.isfinite(e.relative_improvement_pct) and e.relative_improvement_pct > 0 else "not better"
-            out.append(f"Quality ({stage} stage): {arm} is {word} than {a.baseline} by "
-                       f"{_num(e.relative_improvement_pct, 3)}% in mean test {a.metric_name} "
+            pct = e.relative_improvement_pct
+            if np.isfinite(pct):
+                verdict = f"{abs(pct):.1f}% {'better' if pct > 0 else 'worse'} than {a.baseline}"
+            else:
+                verdict = f"not comparable in relative terms with {a.baseline}"
+            out.append(f"Quality ({stage} stage): {arm} is {verdict} in mean test {a.metric_name} "
                        f"(difference {_num(e.mean_difference)}, {a.confidence:.0%} CI [{_num(e.ci_low)}, "
                        f"{_num(e.ci_high)}]; P(improvement) = {_num(e.prob_improvement, 3)}; {'; '.join(ps)}).")
     return out
@@ -528,9 +531,12 @@ def write_cross_study(analyses: list[StudyAnalysis], out_dir: str, study_dirs: l
     """The cross-study figure (a panel per dataset) and an index of the study reports, in `out_dir`."""
     # A panel per dataset; a dataset measured with two different metrics gets a panel per metric.
     panels: dict[tuple[str, str, str], dict] = {}
-    for a in analyses:
+    names = [a.name for a in analyses]
+    for a, study_dir in zip(analyses, study_dirs):
         key = (_dataset_of(a), a.metric_name, a.mode)
-        panels.setdefault(key, {})[a.name] = {arm: c for arm, c in a.curves.items() if c is not None}
+        # Two directories holding the same study name are told apart by their folder.
+        label = a.name if names.count(a.name) == 1 else f"{a.name} ({os.path.basename(study_dir.rstrip('/'))})"
+        panels.setdefault(key, {})[label] = {arm: c for arm, c in a.curves.items() if c is not None}
     datasets = [d for d, _, _ in panels]
     fig = plots.cross_study_figure([(d if datasets.count(d) == 1 else f"{d} ({m})", m, mode, studies)
                                     for (d, m, mode), studies in panels.items()])
