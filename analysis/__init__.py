@@ -1,11 +1,12 @@
 """Analysis of gap-aware scheduler studies: from the two Parquet tables to numbers, plots and a report.
 
-Pure pandas / numpy / scipy / matplotlib: no torch, no Ray.
+Pure pandas / numpy / scipy / matplotlib: no torch, no Ray.  Typical use:
 
-    >>> import analysis, numpy as np
-    >>> study = analysis.load("results/quick")                      # validated tables
-    >>> curve = analysis.tuning_budget_curve(val, test, "min")       # exact E[best of k]
-    >>> analysis.build_report("results/quick")                       # results/quick/report/
+    study = analysis.load("results/quick")              # validated tables (local path or s3:// / gs:// URI)
+    curve = analysis.tuning_budget_curve(val, test, "min", diverged=diverged)   # exact E[best of k], every k
+    analysis.build_report("results/quick")               # writes results/quick/report/
+
+or from the shell: `python -m analysis report results/quick`.
 """
 
 from .budget import (BudgetCurve, BudgetRatio, bootstrap_budget_band, budget_curve_with_band, budget_ratio,
