@@ -226,11 +226,14 @@ def scheduler_traces_figure(traces: Mapping[str, Mapping[str, pd.DataFrame]], id
     for j, arm in enumerate(arms):
         top, bottom = axes[0, j], axes[1, j]
         for (label, rows), color in zip(traces[arm].items(), line_colors):
+            # Eval-only rows of the curves table have NaN losses: drop them rather than break the line.
             if "lr_multiplier" in rows:
-                top.plot(rows["step"], rows["lr_multiplier"], color=color, lw=1.2, label=label)
+                part = rows[["step", "lr_multiplier"]].dropna()
+                top.plot(part["step"], part["lr_multiplier"], color=color, lw=1.2, label=label)
             loss_column = "d_loss_ema" if "d_loss_ema" in rows else "d_loss"
             if loss_column in rows:
-                bottom.plot(rows["step"], rows[loss_column], color=color, lw=1.2, label=label)
+                part = rows[["step", loss_column]].dropna()
+                bottom.plot(part["step"], part[loss_column], color=color, lw=1.2, label=label)
         if ideal_loss is not None and np.isfinite(ideal_loss):
             bottom.axhline(ideal_loss, color="black", ls="--", lw=1, label=f"V* = {ideal_loss:.3g}")
         top.set_title(arm, fontsize=10)
