@@ -43,6 +43,7 @@ __all__ = [
     "available_datasets",
     "is_offline",
     "load_dataset",
+    "forget_loaded_datasets",
     "to_float",
     "to_uint8",
     "sample_batch",
@@ -278,6 +279,12 @@ def load_dataset(
             dataset = replace(dataset, name=name, split_seed=split_seed, root=resolved_root)
             _LOADED[key] = dataset
     return dataset
+
+
+def forget_loaded_datasets() -> None:
+    """Drop the per-process cache: frees the memory; the next ``load_dataset`` loads again."""
+    with _LOCK:
+        _LOADED.clear()
 
 
 # ---------------------------------------------------------------------------
