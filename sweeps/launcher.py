@@ -56,24 +56,27 @@ def _quiet_ray_loggers() -> None:
 @contextlib.contextmanager
 def ray_session(*, num_cpus: int | None = None) -> Iterator[None]:
     """Ray for the duration of a study: joined if already up or named by ``RAY_ADDRESS``, else private and local."""
-    import ray
-
-    # Tune's own result loggers would duplicate the Parquet tables; its console output is replaced by Progress.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # The legacy reporter at verbose=0 prints nothing; the new one always prints an experiment banner.
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    _quiet_ray_loggers()
-    if ray.is_initialized():  # e.g. a test session, or a caller that set Ray up itself
-        yield
-        return
     address = os.environ.get("RAY_ADDRESS", "").strip()
     if address.startswith(("http://", "https://")):
         raise RuntimeError(
             f"RAY_ADDRESS={address} is a job-submission (dashboard) address; run the study on that cluster with "
             f"`python -m sweeps submit STUDY --address {address}` (make submit), or unset RAY_ADDRESS to run locally"
         )
+    # Tune's own result loggers would duplicate the Parquet tables; its console output is replaced by Progress.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # The legacy reporter at verbose=0 prints nothing; the new one always prints an experiment banner.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    embedded = not address
+    if embedded:
+        _loopback_only()
+    import ray
+
+    _quiet_ray_loggers()
+    if ray.is_initialized():  # e.g. a test session, or a caller that set Ray up itself
+        yield
+        return
     common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
-    if address:
+    if not embedded:
         ray.init(address=address, **common)
         try:
             yield
@@ -101,6 +104,20 @@ def ray_session(*, num_cpus: int | None = None) -> Iterator[None]:
             latest = Path(temp_root, "session_latest")
             if latest.is_symlink() and not latest.exists():
                 latest.unlink(missing_ok=True)
+
+
+def _loopback_only() -> None:
+    """Keep an embedded Ray on 127.0.0.1.
+
+    Ray replaces a 127.0.0.1 node address by the machine's routable address
+    (so other nodes could join), and its servers then listen there. Its
+    switch for single-machine use (the default on macOS and Windows) keeps
+    every server on the loopback address; it is read by Ray's child processes
+    from the environment and by this process from ``ray_constants``.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if "ray._private.ray_constants" in sys.modules:
+        sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
 
 
 def _remove_stale_sessions(temp_root: str) -> None:
@@ -313,6 +330,8 @@ class StudyRun:
 
 def _resume_hint(study_file: str, results_override: str | None) -> str:
     extra = f" --results {results_override}" if results_override else ""
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):  # set by Ray for the driver of a submitted job
+        return f"python -m sweeps submit {study_file} --address http://<head>:8265{extra}  (or make submit)"
     return f"python -m sweeps run {study_file}{extra}"
 
 
