@@ -197,7 +197,7 @@ def lr_scatter_figure(trials: pd.DataFrame, arms: Sequence[str], metric_name: st
                    label=f"diverged ({len(bad)})")
         ax.set_title(f"{arm}: {len(rows)} trials", fontsize=10)
         ax.set_xlabel("lr_d (adversary)")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")  # "best" keeps the legend off the markers
         ax.grid(True, which="major", alpha=0.3)
     if _positive(trials["hp_lr_d"]):
         axes[0].set_xscale("log")
