@@ -41,7 +41,8 @@ optimistic protocol: it uses target labels to select) or the final source
 validation accuracy (``selection: source_val``, the strict protocol); also
 ``source_acc`` (source test accuracy), ``val_target_acc``, ``val_source_acc``.
 
-Divergence: ``nonfinite`` (a loss is NaN/inf: stop at once), ``collapse``
+Divergence: ``nonfinite`` (a loss is NaN/inf: stop at once), ``explosion``
+(a loss beyond ``loss_limit`` in magnitude: stop at once), ``collapse``
 (``d_loss_ema`` stays below ``collapse_fraction`` · log 2 through the last
 ``collapse_window`` of training: D separates the domains perfectly, F gets
 no useful adversarial signal), ``quality`` (the final ``val_metric`` below
@@ -60,14 +61,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Split, sample_batch, to_float
-from benchmark.divergence import Divergence, collapse_detected, first_nonfinite, quality_failed
+from benchmark.divergence import Divergence, collapse_detected, first_exploded, first_nonfinite, quality_failed
 from benchmark.domains import DOMAIN_PAIRS, load_domain_pair
 from benchmark.scheduler import DEFAULT_EMA_DECAY, GapAwareLR
 from benchmark.trial import Hyperparameter, ResolvedTrial, TrialContext, TrialOutcome
 
 __all__ = [
-    "HYPERPARAMETERS", "OPTIONS", "ARMS", "DEFAULT_LOSS", "LOSSES", "DIVERGENCE_DEFAULTS",
-    "check", "train", "grl_lambda", "GradientReversal", "reverse_gradient",
+    "HYPERPARAMETERS", "OPTIONS", "DATASETS", "ARMS", "DEFAULT_LOSS", "LOSSES", "DIVERGENCE_DEFAULTS",
+    "check", "check_dataset", "train", "grl_lambda", "GradientReversal", "reverse_gradient",
     "FeatureExtractor", "LabelClassifier", "DomainDiscriminator", "accuracy",
 ]
 
@@ -89,6 +90,7 @@ OPTIONS: dict[str, Any] = {
     "selection": "target_val",  # target_val (common, optimistic) or source_val (strict)
 }
 SELECTIONS = ("target_val", "source_val")
+DATASETS = tuple(DOMAIN_PAIRS)  # what a study may name as this task's dataset
 ARMS = ("constant", "gap_aware", "source_only")
 DEFAULT_LOSS = "domain_bce"
 LOSSES = ("domain_bce",)
@@ -97,6 +99,7 @@ DIVERGENCE_DEFAULTS: dict[str, Any] = {
     "collapse_fraction": 0.1,
     "collapse_window": 0.2,
     "quality_threshold": 0.2,  # twice chance for ten classes
+    "loss_limit": 1e6,
 }
 METRIC_NAME, METRIC_MODE = "target_acc", "max"
 GRL_GAMMA = 10.0  # the steepness of DANN's λ schedule (Ganin et al., 2016)
@@ -115,6 +118,13 @@ def check(hp: dict[str, Any], options: dict[str, Any]) -> None:
             raise ValueError(f"hyperparameter {name} must be >= 0, got {hp[name]!r}")
     if options["selection"] not in SELECTIONS:
         raise ValueError(f"option selection must be one of {list(SELECTIONS)}, got {options['selection']!r}")
+
+
+def check_dataset(name: str) -> None:
+    if name not in DOMAIN_PAIRS:
+        raise ValueError(
+            f"dataset {name!r} is not a domain pair; the dann task takes one of: {', '.join(DOMAIN_PAIRS)}"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -168,6 +178,10 @@ class FeatureExtractor(nn.Module):
             self.out_features = int(self.net(torch.zeros(1, *image_shape)).shape[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            # PyTorch's CPU max-pool is several times faster on channels-last
+            # tensors (the whole step about twice as fast); the numbers mean the same.
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
 
@@ -208,15 +222,14 @@ def accuracy(features: nn.Module, classifier: nn.Module, split: Split, device: t
 
 def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
     spec, hp, loss, device = trial.spec, trial.hp, trial.loss, trial.device
-    if spec.dataset not in DOMAIN_PAIRS:
-        raise ValueError(
-            f"dataset {spec.dataset!r} is not a domain pair; the dann task needs one of {', '.join(DOMAIN_PAIRS)}"
-        )
+    check_dataset(spec.dataset)
     source, target = load_domain_pair(spec.dataset, root=spec.data_root, download=spec.download)
     adversarial = spec.arm != "source_only"
 
     torch.manual_seed(spec.seed)
     features = FeatureExtractor(source.image_shape, width=hp["width"]).to(device)
+    if device.type == "cpu":
+        features = features.to(memory_format=torch.channels_last)  # see FeatureExtractor.forward
     classifier = LabelClassifier(features.out_features, source.num_classes, hidden=hp["hidden"]).to(device)
     discriminator = DomainDiscriminator(features.out_features, hidden=hp["hidden"]).to(device)
     betas = (hp["beta1"], hp["beta2"])
@@ -283,9 +296,13 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
                 scheduler.step(d_value)
             if math.isfinite(d_value):
                 d_loss_ema = ema_decay * d_loss_ema + (1.0 - ema_decay) * d_value
-            bad = first_nonfinite({"cls_loss": cls_value, "d_loss": d_value})
+            losses = {"cls_loss": cls_value, "d_loss": d_value}
         else:
-            bad = first_nonfinite({"cls_loss": cls_value})
+            losses = {"cls_loss": cls_value}
+        bad = first_nonfinite(losses)
+        reason = "nonfinite" if bad is not None else None
+        if bad is None and (bad := first_exploded(losses, trial.rules.loss_limit)) is not None:
+            reason = "explosion"
 
         if step % hp["log_every"] == 0 or bad is not None:
             curves.append(
@@ -301,7 +318,7 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
                 }
             )
         if bad is not None:
-            return outcome(step, {}, Divergence("nonfinite", step))
+            return outcome(step, {}, Divergence(reason, step))
 
         if step % hp["eval_every"] == 0 or step == hp["steps"]:
             val = evaluate("val")
