@@ -205,3 +205,20 @@ def test_bad_settings_are_rejected_naming_the_field(change, field):
 def test_a_dataset_that_is_not_a_domain_pair_is_rejected():
     with pytest.raises(ValueError, match="digits->digits_m"):
         resolve(TrialSpec(task="dann", dataset="digits", arm="constant", hp=SMALL))
+
+
+def test_the_shipped_dann_studies():
+    from pathlib import Path
+
+    from sweeps.schema import load_study
+
+    studies = Path(__file__).resolve().parent.parent / "sweeps" / "studies"
+    quick = load_study(studies / "dann_quick.yaml")
+    assert (quick.task, quick.dataset) == ("dann", "digits->digits_m")  # offline
+    assert quick.arm_names == ["constant", "gap_aware"] and quick.resources.gpus == 0
+    for name, pair in [("dann_mnist_mnistm", "mnist->mnist_m"), ("dann_svhn_mnist", "svhn->mnist"),
+                       ("dann_mnist_usps", "mnist->usps")]:
+        study = load_study(studies / f"{name}.yaml")
+        assert study.dataset == pair and 0 < study.resources.gpus < 1 and study.total_configs >= 100
+        for lr in ("lr", "lr_d"):
+            assert study.search_space[lr].high / study.search_space[lr].low >= 1e3

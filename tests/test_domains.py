@@ -1,7 +1,6 @@
 """Domain-adaptation datasets: the MNIST-M recipe, digits_m, the pairs, and the torchvision loaders on tiny files."""
 
 import bz2
-import struct
 
 import numpy as np
 import pytest
@@ -111,15 +110,10 @@ def _digit_images(n: int, side: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     return images, labels
 
 
-def _write_mnist(root, n_train=120, n_test=30):
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
-        images, labels = _digit_images(n, 28, seed)
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">II", 0x801, n) + labels.astype(np.uint8).tobytes()
-        )
+def _write_mnist(write_mnist_files, root, n_train=120, n_test=30):
+    train_images, train_labels = _digit_images(n_train, 28, 0)
+    test_images, test_labels = _digit_images(n_test, 28, 1)
+    write_mnist_files(root, "MNIST", train_images, train_labels, test_images, test_labels)
 
 
 def _write_usps(root, n_train=120, n_test=30):
@@ -165,8 +159,8 @@ def test_usps_and_svhn_read_their_own_file_formats(tmp_path):
     assert torch.equal(green, svhn.test.images[:, 0].int() // 2)  # channel order kept
 
 
-def test_torchvision_pairs_load_from_tiny_files(tmp_path):
-    _write_mnist(tmp_path)
+def test_torchvision_pairs_load_from_tiny_files(tmp_path, write_mnist_files):
+    _write_mnist(write_mnist_files, tmp_path)
     _write_usps(tmp_path)
     _write_svhn(tmp_path)
     expected = {
