@@ -221,4 +221,4 @@ def test_the_shipped_dann_studies():
         study = load_study(studies / f"{name}.yaml")
         assert study.dataset == pair and 0 < study.resources.gpus < 1 and study.total_configs >= 100
         for lr in ("lr", "lr_d"):
-            assert study.search_space[lr].high / study.search_space[lr].low >= 1e3
+            assert math.log10(study.search_space[lr].high / study.search_space[lr].low) >= 3 - 1e-9  # 3 decades
