@@ -51,6 +51,8 @@ EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 def _quiet_ray_loggers() -> None:
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # "Trials did not complete: [...]": the summary of run_study says it, with the rows to look at.
+    logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager
@@ -219,8 +221,7 @@ def _make_recorder(results: StudyResults, progress: Progress, specs: dict[str, d
             key = trial.config["trial"]["key"]
             row = results.absorb_part(key)  # it may have failed after writing its part
             if row is None:
-                message = (trial.get_error() or "unknown error") if hasattr(trial, "get_error") else "unknown error"
-                row = self._error(key, str(message))
+                row = self._error(key, _error_summary(trial))
             self._finished(trial, row)
 
         def _error(self, key: str, message: str) -> dict[str, Any]:
@@ -241,6 +242,24 @@ def _make_recorder(results: StudyResults, progress: Progress, specs: dict[str, d
             progress.heartbeat()
 
     return Recorder()
+
+
+def _error_summary(trial) -> str:
+    """The exception at the end of a failed trial's traceback, and where the whole traceback is."""
+    try:
+        text = str(trial.get_error() or "")
+    except Exception:
+        text = ""
+    lines = [line for line in text.rstrip().splitlines() if line.strip()]
+    message: list[str] = []
+    for line in reversed(lines):  # the exception block ends the traceback, after the indented frames
+        if line.startswith((" ", "\t")):
+            break
+        message.insert(0, line)
+    summary = "\n".join(message)[-1500:] or "the trial failed without an error message"
+    if getattr(trial, "error_file", None):
+        summary += f"\n(full traceback: {trial.error_file})"
+    return summary
 
 
 def _delete_checkpoints(trial) -> None:

@@ -71,7 +71,8 @@ class Progress:
             detail = f"diverged ({row.get('divergence_reason')} at step {row.get('divergence_step')})"
         elif status == "error":
             self.errors += 1
-            detail = "error: " + str(row.get("error", "")).strip().splitlines()[-1][:100] if row.get("error") else "error"
+            message = str(row.get("error") or "").strip()
+            detail = "error: " + message.splitlines()[0][:120] if message else "error"
         else:
             value = row.get("val_metric")
             metric = row.get("metric_name") or "val_metric"

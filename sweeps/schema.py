@@ -244,13 +244,6 @@ class Study(_Strict):
             raise ValueError(f"arm names must be distinct, got {names}")
         return arms
 
-    @model_validator(mode="after")
-    def _no_double_setting(self):
-        both = sorted(set(self.search_space) & set(self.fixed))
-        if both:
-            raise ValueError(f"hyperparameter(s) {both} are both searched (search_space) and fixed; keep one")
-        return self
-
     @property
     def grid_size(self) -> int:
         return math.prod(len(p.values) for p in self.search_space.values() if isinstance(p, Grid))
@@ -341,8 +334,8 @@ def load_study(path: str | Path, *, check_trials: bool = True) -> Study:
 def known_datasets(task_name: str, task) -> list[str]:
     """The dataset names a task accepts: its own list if it declares one, else the dataset registry.
 
-    A task may declare ``DATASETS`` (a collection) or ``datasets()``; domain
-    adaptation tasks take source→target pairs of :data:`benchmark.domains.DOMAIN_PAIRS`.
+    A task may declare ``DATASETS`` (a collection, e.g. the source→target
+    pairs of a domain-adaptation task) or a function ``datasets()``.
     """
     declared = getattr(task, "datasets", None) or getattr(task, "DATASETS", None)
     if callable(declared):
@@ -350,9 +343,8 @@ def known_datasets(task_name: str, task) -> list[str]:
     if declared is not None:
         return sorted(declared)
     from benchmark.data import available_datasets
-    from benchmark.domains import DOMAIN_PAIRS
 
-    return sorted(available_datasets()) + sorted(DOMAIN_PAIRS)
+    return sorted(available_datasets())
 
 
 def _registry_problems(study: Study) -> list[tuple[str, str]]:
@@ -379,6 +371,8 @@ def _registry_problems(study: Study) -> list[tuple[str, str]]:
                 problems.append(
                     (f"{section}.{name}", f"unknown hyperparameter; task {study.task!r} has: {', '.join(task.HYPERPARAMETERS)}")
                 )
+    for name in sorted(set(study.search_space) & set(study.fixed)):
+        problems.append((f"fixed.{name}", "is also in search_space; a hyperparameter is either searched or fixed"))
     for name in study.options:
         if name not in task.OPTIONS:
             problems.append((f"options.{name}", f"unknown option; task {study.task!r} has: {', '.join(task.OPTIONS) or 'none'}"))
