@@ -96,7 +96,7 @@ class FeatureExtractorUnavailableError(FileNotFoundError):
 # ---------------------------------------------------------------------------
 
 class FeatureCNN(nn.Module):
-    """A small classifier; ``features`` is its penultimate layer (``FEATURE_DIM`` values).
+    """A small classifier whose penultimate layer (``FEATURE_DIM`` values, after ReLU) is the feature space.
 
     ``feature_scale`` (saved with the weights) divides the features so that
     they have unit mean square on the train split: torch-fidelity's KID uses a
