@@ -11,7 +11,8 @@ as a part file of the results directory before it returns.
 - Resume: a new run plans the same trials and skips the finished ones; an
   unfinished trial starts from the last checkpoint an earlier run recorded.
 - Ray: with no ``RAY_ADDRESS`` a private local Ray is started on 127.0.0.1
-  with its files under ``/tmp/ray-gapaware-<uid>`` and removed afterwards;
+  with its files under ``/tmp/ray-gapaware-<uid>`` (``$GAPAWARE_RAY_TMPDIR``
+  to choose another short path) and removed afterwards;
   with ``RAY_ADDRESS`` (inside ``ray job submit``, or ``ray://``) the driver joins that cluster.
 """
 
@@ -23,7 +24,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -165,6 +165,7 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
 
 def run_planned_trial(config: dict[str, Any]) -> None:
     """The Tune trainable: one trial, checkpointed at each evaluation, its row written as a part file."""
+    from pyarrow import fs as pafs
     from ray import tune
 
     from benchmark.trial import TrialSpec, run_trial
@@ -176,7 +177,7 @@ def run_planned_trial(config: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()  # set when Tune retries this trial after a crash
     if checkpoint is None and config.get("resume_from"):
         candidate = tune.Checkpoint(path=config["resume_from"], filesystem=study_dir.fs)
-        if study_dir.fs.get_file_info(candidate.path).type.name == "Directory":
+        if study_dir.fs.get_file_info(candidate.path).type == pafs.FileType.Directory:
             checkpoint = candidate  # recorded by an earlier run of the study
 
     with tempfile.TemporaryDirectory(prefix=f"{spec.trial_key}-") as local:
@@ -322,7 +323,7 @@ def _run_stage(
             trial_dirname_creator=lambda trial: trial.config["trial"]["key"],
         ),
         run_config=tune.RunConfig(
-            name=f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}",
+            name=f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
             storage_path=results.tune.path,
             storage_filesystem=results.tune.fs,
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
@@ -399,9 +400,13 @@ def run_study(
     stopped = False
     try:
         with ray_session():
+            _check_resources(study, embedded=not os.environ.get("RAY_ADDRESS"))
             outcome = _run_stage(study, store, search, "search", stream)
             stopped = outcome.stopped
-            if not stopped and study.confirm is not None:
+            search_errors = sum(store.row(plan.trial_key)["status"] == "error" for plan in search if store.row(plan.trial_key))
+            if not stopped and study.confirm is not None and search_errors:
+                print(f"confirm: waits for a search without errors ({search_errors} errored); rerun to retry them", file=stream)
+            elif not stopped and study.confirm is not None:
                 chosen = store.manifest.get("confirm_choice")
                 if chosen is None:  # chosen once, kept for every resume
                     chosen = select_configs(study, store.trials())
@@ -415,6 +420,9 @@ def run_study(
                     stopped = _run_stage(study, store, plans, "confirm", stream).stopped
     except KeyboardInterrupt:
         stopped = True
+    except ResourceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return StudyRun(EXIT_INVALID, store.dir.uri, store.status_counts())
     finally:
         store.flush()
 
@@ -441,6 +449,30 @@ def run_study(
         print(f"{errors} trial(s) failed with errors (see the 'error' column); rerun to retry them:\n  {resume}", file=stream)
     print(f"next: {_report_command(study, root)}", file=stream, flush=True)
     return StudyRun(EXIT_TRIAL_ERRORS if errors else EXIT_OK, store.dir.uri, counts)
+
+
+def _check_resources(study: Study, *, embedded: bool) -> None:
+    """Fail fast when no node of the Ray cluster could ever run one trial (Tune would wait forever)."""
+    import ray
+
+    available = ray.cluster_resources()
+    missing = [
+        f"{need:g} {name}" for name, need in (("CPU", study.resources.cpus), ("GPU", study.resources.gpus))
+        if need > available.get(name, 0.0)
+    ]
+    if not missing:
+        return
+    message = (
+        f"each trial asks for {' and '.join(missing)} (study field 'resources'), but this Ray cluster has "
+        f"{available.get('CPU', 0):g} CPU and {available.get('GPU', 0):g} GPU"
+    )
+    if embedded:
+        raise ResourceError(message + "; lower resources.cpus / set resources.gpus: 0 to run here, or submit to a cluster")
+    print(f"warning: {message}; trials wait until the cluster grows", file=sys.stderr, flush=True)
+
+
+class ResourceError(RuntimeError):
+    """A study that cannot run on the machine it was started on."""
 
 
 def _report_command(study: Study, root: Location) -> str:

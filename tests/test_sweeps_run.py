@@ -163,3 +163,15 @@ def test_a_failing_trial_is_recorded_as_an_error_and_the_study_ends(ray_up, tmp_
     assert len(trials) == 2 and (trials["status"] == "error").all()
     assert trials["error"].str.contains("mnist").all()
     assert "rerun to retry" in out.getvalue()
+
+
+def test_a_study_that_cannot_fit_on_this_ray_stops_with_a_clear_message(ray_up, tmp_path, capsys):
+    import ray
+
+    too_many = int(ray.cluster_resources()["CPU"]) + 1  # per trial: no node could ever run one
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "name": "big", "resources": {"cpus": too_many}, "results": str(tmp_path / "r")}))
+    outcome = run_study(path, stream=io.StringIO())
+    assert outcome.exit_code == 2
+    assert "resources" in capsys.readouterr().err
+    assert read(outcome, "trials.parquet").empty
