@@ -73,7 +73,7 @@ __all__ = [
 ]
 
 HYPERPARAMETERS = {
-    "lr": Hyperparameter(1e-3, "learning rate of the feature extractor and label classifier"),
+    "lr": Hyperparameter(5e-3, "learning rate of the feature extractor and label classifier"),
     "lr_d": Hyperparameter(1e-3, "domain discriminator (adversary) base learning rate"),
     "beta1": Hyperparameter(0.5, "Adam beta1 of all nets"),
     "beta2": Hyperparameter(0.999, "Adam beta2 of all nets"),
