@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--data-root", default=None, help="data directory (default: $BENCHMARK_DATA_DIR)")
     trial.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     trial.add_argument("--device", default="auto")
-    trial.add_argument("--threads", type=int, default=None)
+    trial.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for the small nets)")
     trial.add_argument("--out", type=Path, default=None, help="write the row as JSON (curves beside it as Parquet)")
     return parser
 
