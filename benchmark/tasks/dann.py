@@ -160,7 +160,10 @@ def reverse_gradient(x: torch.Tensor, lam: float) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 
 class FeatureExtractor(nn.Module):
-    """2 × [conv → max-pool 2 → ReLU]; 5×5 unpadded convs from 20 pixels up (28 → 4, 32 → 5), 3×3 'same' below (8 → 2)."""
+    """2 × [conv → max-pool 2 → ReLU] → flat features.
+
+    5×5 unpadded convs from 20 pixels up (sides 28 → 4, 32 → 5), 3×3 'same' convs below (8 → 2).
+    """
 
     def __init__(self, image_shape: tuple[int, int, int], width: float = 1.0):
         super().__init__()
@@ -244,12 +247,14 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
     rng = torch.Generator().manual_seed(spec.seed)
 
     def evaluate(split_name: str) -> dict[str, float]:
-        features.eval(), classifier.eval()
+        features.eval()
+        classifier.eval()
         result = {
             "target_acc": accuracy(features, classifier, target.split(split_name), device),
             "source_acc": accuracy(features, classifier, source.split(split_name), device),
         }
-        features.train(), classifier.train()
+        features.train()
+        classifier.train()
         return result
 
     d_loss_ema, start_step, curves, val = loss.ideal_loss, 1, [], None
@@ -264,7 +269,8 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
             scheduler.load_state_dict(state["scheduler"])
         rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
-        d_loss_ema, start_step, curves, val = state["d_loss_ema"], state["step"] + 1, list(state["curves"]), state["val"]
+        d_loss_ema, start_step = state["d_loss_ema"], state["step"] + 1
+        curves, val = list(state["curves"]), state["val"]
 
     def outcome(steps_done: int, metrics: dict[str, float], divergence: Divergence | None) -> TrialOutcome:
         return TrialOutcome(steps_done, METRIC_NAME, METRIC_MODE, metrics, curves, divergence)
@@ -280,7 +286,9 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
         cls_loss = F.cross_entropy(classifier(f_s), y_s)
         opt_fc.zero_grad(set_to_none=True)
         if adversarial:
-            d_loss = loss.adversary_loss(discriminator(reverse_gradient(f_s, lam)), discriminator(reverse_gradient(f_t, lam)))
+            d_loss = loss.adversary_loss(
+                discriminator(reverse_gradient(f_s, lam)), discriminator(reverse_gradient(f_t, lam))
+            )
             opt_d.zero_grad(set_to_none=True)
             (cls_loss + d_loss).backward()
             opt_d.step()
@@ -305,6 +313,9 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
             reason = "explosion"
 
         if step % hp["log_every"] == 0 or bad is not None:
+            multiplier = scheduler.multiplier if scheduler is not None else 1.0
+            if not adversarial:
+                multiplier = math.nan
             curves.append(
                 {
                     "step": step,
@@ -312,7 +323,7 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
                     "g_loss": cls_value - lam * d_value if adversarial else cls_value,
                     "d_loss_ema": d_loss_ema if adversarial else math.nan,
                     "lr_d": opt_d.param_groups[0]["lr"] if adversarial else math.nan,
-                    "lr_multiplier": (scheduler.multiplier if scheduler is not None else 1.0) if adversarial else math.nan,
+                    "lr_multiplier": multiplier,
                     "cls_loss": cls_value,
                     "grl_lambda": lam,
                 }
@@ -348,7 +359,12 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
 
     test = evaluate("test")
     selected = val["target_acc"] if trial.options["selection"] == "target_val" else val["source_acc"]
-    metrics = {"val_metric": selected, "test_metric": test["target_acc"], **test, **{f"val_{k}": v for k, v in val.items()}}
+    metrics = {
+        "val_metric": selected,
+        "test_metric": test["target_acc"],
+        **test,
+        **{f"val_{k}": v for k, v in val.items()},
+    }
 
     divergence = None
     logged_ema = [row["d_loss_ema"] for row in curves if "d_loss_ema" in row and math.isfinite(row["d_loss_ema"])]
