@@ -191,7 +191,8 @@ def _holdout_split(
 
 def _unavailable(name: str, folder: Path, layout: str) -> DatasetUnavailableError:
     return DatasetUnavailableError(
-        f"dataset {name!r} not found in {folder}. To fetch it: pass download=True (CLI: --download; study: download: true), "
+        f"dataset {name!r} not found in {folder}. "
+        "To fetch it: pass download=True (CLI: --download; study: download: true), "
         f"or set {DATA_DIR_ENV} (or pass root=) to a directory holding {layout}."
     )
 
