@@ -45,6 +45,10 @@ RAY_TEMP_ROOT = f"/tmp/ray-gapaware-{os.getuid()}"
 EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+class CannotRun(RuntimeError):
+    """A valid study that cannot run where it was started (wrong RAY_ADDRESS, resources no node has)."""
+
+
 # -- Ray ---------------------------------------------------------------------------------------------
 
 
@@ -60,7 +64,7 @@ def ray_session(*, num_cpus: int | None = None) -> Iterator[None]:
     """Ray for the duration of a study: joined if already up or named by ``RAY_ADDRESS``, else private and local."""
     address = os.environ.get("RAY_ADDRESS", "").strip()
     if address.startswith(("http://", "https://")):
-        raise RuntimeError(
+        raise CannotRun(
             f"RAY_ADDRESS={address} is a job-submission (dashboard) address; run the study on that cluster with "
             f"`python -m sweeps submit STUDY --address {address}` (make submit), or unset RAY_ADDRESS to run locally"
         )
@@ -68,58 +72,76 @@ def ray_session(*, num_cpus: int | None = None) -> Iterator[None]:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # The legacy reporter at verbose=0 prints nothing; the new one always prints an experiment banner.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    embedded = not address
-    if embedded:
-        _loopback_only()
-    import ray
+    if address:
+        import ray
 
-    _quiet_ray_loggers()
-    if ray.is_initialized():  # e.g. a test session, or a caller that set Ray up itself
-        yield
-        return
-    common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
-    if not embedded:
-        ray.init(address=address, **common)
+        _quiet_ray_loggers()
+        if ray.is_initialized():
+            yield
+            return
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         try:
             yield
         finally:
             ray.shutdown()
         return
-    temp_root = os.environ.get(RAY_TEMP_ENV) or RAY_TEMP_ROOT
-    os.makedirs(temp_root, mode=0o700, exist_ok=True)
-    _remove_stale_sessions(temp_root)
-    ray.init(
-        address="local",
-        num_cpus=num_cpus or os.cpu_count(),
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        _temp_dir=temp_root,
-        **common,
-    )
-    session_dir = _session_dir()
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        if session_dir is not None:
-            shutil.rmtree(session_dir, ignore_errors=True)
-            latest = Path(temp_root, "session_latest")
-            if latest.is_symlink() and not latest.exists():
-                latest.unlink(missing_ok=True)
+    with _loopback_only():
+        import ray
+
+        _quiet_ray_loggers()
+        if ray.is_initialized():  # e.g. a test session, or a caller that set Ray up itself
+            yield
+            return
+        temp_root = os.environ.get(RAY_TEMP_ENV) or RAY_TEMP_ROOT
+        os.makedirs(temp_root, mode=0o700, exist_ok=True)
+        _remove_stale_sessions(temp_root)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            _temp_dir=temp_root,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+        session_dir = _session_dir()
+        try:
+            yield
+        finally:
+            ray.shutdown()
+            if session_dir is not None:
+                shutil.rmtree(session_dir, ignore_errors=True)
+                latest = Path(temp_root, "session_latest")
+                if latest.is_symlink() and not latest.exists():
+                    latest.unlink(missing_ok=True)
 
 
-def _loopback_only() -> None:
-    """Keep an embedded Ray on 127.0.0.1.
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Keep an embedded Ray on 127.0.0.1 while it runs.
 
     Ray replaces a 127.0.0.1 node address by the machine's routable address
     (so other nodes could join), and its servers then listen there. Its
     switch for single-machine use (the default on macOS and Windows) keeps
-    every server on the loopback address; it is read by Ray's child processes
-    from the environment and by this process from ``ray_constants``.
+    every server on the loopback address; Ray's child processes read it from
+    the environment, this process from ``ray_constants`` (read at import).
     """
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    if "ray._private.ray_constants" in sys.modules:
-        sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
+    from ray._private import ray_constants
+
+    previous, constant = os.environ.get(_LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = constant
+        if previous is None:
+            os.environ.pop(_LOOPBACK_ENV, None)
+        else:
+            os.environ[_LOOPBACK_ENV] = previous
 
 
 def _remove_stale_sessions(temp_root: str) -> None:
@@ -420,7 +442,7 @@ def run_study(
                     stopped = _run_stage(study, store, plans, "confirm", stream).stopped
     except KeyboardInterrupt:
         stopped = True
-    except ResourceError as error:
+    except CannotRun as error:
         print(f"error: {error}", file=sys.stderr)
         return StudyRun(EXIT_INVALID, store.dir.uri, store.status_counts())
     finally:
@@ -467,12 +489,8 @@ def _check_resources(study: Study, *, embedded: bool) -> None:
         f"{available.get('CPU', 0):g} CPU and {available.get('GPU', 0):g} GPU"
     )
     if embedded:
-        raise ResourceError(message + "; lower resources.cpus / set resources.gpus: 0 to run here, or submit to a cluster")
+        raise CannotRun(message + "; lower resources.cpus / set resources.gpus: 0 to run here, or submit to a cluster")
     print(f"warning: {message}; trials wait until the cluster grows", file=sys.stderr, flush=True)
-
-
-class ResourceError(RuntimeError):
-    """A study that cannot run on the machine it was started on."""
 
 
 def _report_command(study: Study, root: Location) -> str:
