@@ -54,8 +54,8 @@ def _validate(path: str) -> int:
     print(f"  search: {len(configs)} configurations x {len(study.arms)} arms x {study.seeds_per_config} seed(s) = {len(search)} trials")
     print(f"  confirm: {confirm}")
     print(f"  per trial: {study.resources.cpus:g} CPU, {study.resources.gpus:g} GPU; results: {study.results}/{study.name}")
-    with_pandas_width = configs.to_string(index=False, max_rows=40, float_format=lambda v: f"{v:.4g}")
-    print(with_pandas_width)
+    table = configs.to_string(index=False, max_rows=40, float_format=lambda v: f"{v:.4g}")
+    print(table)
     return 0
 
 
