@@ -173,10 +173,15 @@ def _positive(values: pd.Series) -> bool:
 
 
 def lr_scatter_figure(trials: pd.DataFrame, arms: Sequence[str], metric_name: str, mode: str) -> Figure | None:
-    """lr_d × lr_g per arm, coloured by the test metric, diverged runs marked with a cross."""
-    if not {"hp_lr_d", "hp_lr_g"} <= set(trials.columns) or trials.empty:
+    """lr_d × the other player's lr per arm, coloured by the test metric, diverged runs marked with a cross.
+
+    The other player is the generator (``hp_lr_g``) in GANs and the feature
+    extractor + classifier (``hp_lr``) in domain-adversarial nets.
+    """
+    other = next((c for c in ("hp_lr_g", "hp_lr") if c in trials.columns), None)
+    if other is None or "hp_lr_d" not in trials.columns or trials.empty:
         return None
-    if not all(pd.api.types.is_numeric_dtype(trials[c]) for c in ("hp_lr_d", "hp_lr_g")):
+    if not all(pd.api.types.is_numeric_dtype(trials[c]) for c in ("hp_lr_d", other)):
         return None
     fig = Figure(figsize=(4.2 * len(arms) + 1.2, 4.0), layout="constrained")
     axes = fig.subplots(1, len(arms), sharex=True, sharey=True, squeeze=False)[0]
@@ -191,9 +196,9 @@ def lr_scatter_figure(trials: pd.DataFrame, arms: Sequence[str], metric_name: st
         rows = trials[trials["arm"] == arm]
         good = rows[~rows["diverged"] & np.isfinite(rows["test_metric"].to_numpy(dtype=float))]
         bad = rows[rows["diverged"] | ~np.isfinite(rows["test_metric"].to_numpy(dtype=float))]
-        mappable = ax.scatter(good["hp_lr_d"], good["hp_lr_g"], c=good["test_metric"], cmap=cmap, norm=norm,
+        mappable = ax.scatter(good["hp_lr_d"], good[other], c=good["test_metric"], cmap=cmap, norm=norm,
                               s=36, edgecolors="black", linewidths=0.4)
-        ax.scatter(bad["hp_lr_d"], bad["hp_lr_g"], marker="x", color="#d62728", s=40, lw=1.5,
+        ax.scatter(bad["hp_lr_d"], bad[other], marker="x", color="#d62728", s=40, lw=1.5,
                    label=f"diverged ({len(bad)})")
         ax.set_title(f"{arm}: {len(rows)} trials", fontsize=10)
         ax.set_xlabel("lr_d (adversary)")
@@ -201,9 +206,9 @@ def lr_scatter_figure(trials: pd.DataFrame, arms: Sequence[str], metric_name: st
         ax.grid(True, which="major", alpha=0.3)
     if _positive(trials["hp_lr_d"]):
         axes[0].set_xscale("log")
-    if _positive(trials["hp_lr_g"]):
+    if _positive(trials[other]):
         axes[0].set_yscale("log")
-    axes[0].set_ylabel("lr_g")
+    axes[0].set_ylabel(other.removeprefix("hp_") + (" (generator)" if other == "hp_lr_g" else " (features + classifier)"))
     if ok_metric.size and mappable is not None:
         fig.colorbar(mappable, ax=list(axes), label=f"test {_metric_label(metric_name, mode)}")
     fig.suptitle("Search-stage learning rates", fontsize=11)

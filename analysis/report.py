@@ -312,7 +312,7 @@ def _figures(analysis: StudyAnalysis) -> dict[str, tuple[object | None, str, str
         "lr_scatter": (
             plots.lr_scatter_figure(search, a.arms, a.metric_name, a.mode) if not search.empty else None,
             f"Search-stage learning rates, coloured by test {a.metric_name}; red crosses: diverged runs.",
-            "no search-stage trials or no numeric hp_lr_d / hp_lr_g columns",
+            "no search-stage trials or no numeric hp_lr_d / hp_lr_g (or hp_lr) columns",
         ),
         "scheduler_traces": (
             plots.scheduler_traces_figure(representative_traces(a), a.ideal_loss),

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     reason = f" ({row['divergence_reason']} at step {row['divergence_step']})" if row["diverged"] else ""
     print(
         f"{row['trial_key']} {row['task']}/{row['dataset']} status={row['status']}{reason} "
-        f"val_{row['metric_name']}={row['val_metric']:.4g} test_{row['metric_name']}={row['test_metric']:.4g} "
+        f"val_metric={row['val_metric']:.4g} test_{row['metric_name']}={row['test_metric']:.4g} "
         f"steps={row['steps_done']} wall={row['wall_time_s']:.1f}s"
     )
     if args.out is not None:

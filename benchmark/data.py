@@ -365,7 +365,7 @@ def _open_torchvision(name: str, make: Callable[[], object], folder: Path, layou
             raise
         raise DatasetUnavailableError(
             f"dataset {name!r} not found in {folder} (torchvision: {error}). "
-            f"To fetch it: pass download=True (CLI: --set download=1), or set {DATA_DIR_ENV} "
+            f"To fetch it: pass download=True (CLI: --download; study file: download: true), or set {DATA_DIR_ENV} "
             f"(or pass root=) to a directory holding {layout}."
         ) from None
 

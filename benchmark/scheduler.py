@@ -87,8 +87,9 @@ def gap_multiplier(loss, ideal_loss, x_min, x_max, h_min=DEFAULT_H_MIN, f_max=DE
         loss_arr = np.asarray(loss, dtype=float)
     gap = loss_arr - ideal_loss
     x = xp.abs(gap)
-    above = clip(f_max ** (x / x_max), 1.0, f_max)
-    below = clip(h_min ** (x / x_min), h_min, 1.0)
+    # Exponents past 1 are clipped anyway; capping them first avoids overflow for huge losses.
+    above = clip(f_max ** clip(x / x_max, 0.0, 1.0), 1.0, f_max)
+    below = clip(h_min ** clip(x / x_min, 0.0, 1.0), h_min, 1.0)
     result = xp.where(gap > 0, above, below)
     if isinstance(loss, numbers.Real):
         return float(result)

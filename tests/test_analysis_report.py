@@ -137,3 +137,21 @@ def test_import_is_light_and_leaves_matplotlib_alone(built):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     # Building figures did not change the global style of this process either.
     assert matplotlib.rcParams["figure.figsize"] == matplotlib.rcParamsDefault["figure.figsize"]
+
+
+def test_lr_scatter_falls_back_to_the_feature_lr_of_domain_adversarial_tasks():
+    from analysis import plots
+
+    trials = pd.DataFrame(
+        {
+            "arm": ["constant", "gap_aware"] * 3,
+            "hp_lr_d": [1e-4, 1e-4, 1e-3, 1e-3, 1e-2, 1e-2],
+            "hp_lr": [1e-3, 1e-3, 5e-3, 5e-3, 1e-2, 1e-2],
+            "diverged": [False, False, False, True, False, False],
+            "test_metric": [0.5, 0.55, 0.6, float("nan"), 0.4, 0.45],
+        }
+    )
+    fig = plots.lr_scatter_figure(trials, ["constant", "gap_aware"], "target_acc", "max")
+    assert fig is not None
+    assert fig.axes[0].get_ylabel().startswith("lr (features")
+    assert plots.lr_scatter_figure(trials.drop(columns="hp_lr"), ["constant"], "target_acc", "max") is None

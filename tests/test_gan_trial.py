@@ -92,7 +92,7 @@ def test_cli_writes_the_row_and_curves(tmp_path, capsys):
     )
     assert status == 0
     line = capsys.readouterr().out
-    assert "search-0-gap_aware-3" in line and "val_fid=" in line
+    assert "search-0-gap_aware-3" in line and "test_fid=" in line
     row = json.loads(out.read_text())
     assert row["hp_lr_d"] == 1e-3 and row["seed"] == 3 and row["steps_done"] == 60
     curves = pd.read_parquet(out.with_suffix(".curves.parquet"))
