@@ -229,6 +229,7 @@ def _make_recorder(results: StudyResults, progress: Progress, specs: dict[str, d
 
         def on_trial_start(self, iteration, trials, trial, **info):
             progress.running = sum(t.status == "RUNNING" for t in trials)
+            progress.trial_started(trial.config["trial"]["key"])
 
         def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
             results.record_checkpoint(trial.config["trial"]["key"], checkpoint.path)
@@ -304,6 +305,7 @@ class StageOutcome:
     planned: int
     finished: int
     stopped: bool
+    timeline: dict[str, list[float]]
 
 
 def _run_stage(
@@ -316,7 +318,7 @@ def _run_stage(
     already = len(plans) - len(pending)
     if not pending:
         print(f"{stage}: all {len(plans)} trials already finished", file=stream, flush=True)
-        return StageOutcome(len(plans), len(plans), False)
+        return StageOutcome(len(plans), len(plans), False, {})
     print(
         f"{stage}: {len(pending)} trials to run" + (f" ({already} of {len(plans)} finished earlier)" if already else ""),
         file=stream,
@@ -358,7 +360,7 @@ def _run_stage(
     finished_after = results.finished_keys()
     finished = sum(plan.trial_key in finished_after for plan in plans)
     recorded = sum(results.row(plan.trial_key) is not None for plan in plans)
-    return StageOutcome(len(plans), finished, stopped=recorded < len(plans))
+    return StageOutcome(len(plans), finished, recorded < len(plans), progress.timeline)
 
 
 @dataclass
@@ -368,6 +370,8 @@ class StudyRun:
     exit_code: int
     results_dir: str
     counts: dict[str, dict[str, int]]
+    # trial_key -> (started, finished), time.monotonic() of the driver, for trials run by this call
+    timeline: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 def _resume_hint(study_file: str, results_override: str | None) -> str:
@@ -420,10 +424,12 @@ def run_study(
     )
     started = time.monotonic()
     stopped = False
+    timeline: dict[str, list[float]] = {}
     try:
         with ray_session():
             _check_resources(study, embedded=not os.environ.get("RAY_ADDRESS"))
             outcome = _run_stage(study, store, search, "search", stream)
+            timeline.update(outcome.timeline)
             stopped = outcome.stopped
             search_errors = sum(store.row(plan.trial_key)["status"] == "error" for plan in search if store.row(plan.trial_key))
             if not stopped and study.confirm is not None and search_errors:
@@ -439,7 +445,9 @@ def run_study(
                 plans = confirm_trials(study, configs, chosen)
                 store.write_manifest(confirm_trials=len(plans))
                 if plans:
-                    stopped = _run_stage(study, store, plans, "confirm", stream).stopped
+                    outcome = _run_stage(study, store, plans, "confirm", stream)
+                    timeline.update(outcome.timeline)
+                    stopped = outcome.stopped
     except KeyboardInterrupt:
         stopped = True
     except CannotRun as error:
@@ -458,7 +466,7 @@ def run_study(
             file=stream,
             flush=True,
         )
-        return StudyRun(EXIT_INTERRUPTED, store.dir.uri, counts)
+        return StudyRun(EXIT_INTERRUPTED, store.dir.uri, counts, timeline)
     errors = sum(stage.get("error", 0) for stage in counts.values())
     store.write_manifest(complete=errors == 0)
     if errors == 0:
@@ -470,7 +478,7 @@ def run_study(
     if errors:
         print(f"{errors} trial(s) failed with errors (see the 'error' column); rerun to retry them:\n  {resume}", file=stream)
     print(f"next: {_report_command(study, root)}", file=stream, flush=True)
-    return StudyRun(EXIT_TRIAL_ERRORS if errors else EXIT_OK, store.dir.uri, counts)
+    return StudyRun(EXIT_TRIAL_ERRORS if errors else EXIT_OK, store.dir.uri, counts, timeline)
 
 
 def _check_resources(study: Study, *, embedded: bool) -> None:

@@ -38,6 +38,8 @@ class Progress:
         self._clock = clock
         self.started = clock()
         self._last_line = self.started
+        # trial_key -> [started, finished] on this process's monotonic clock (read by the benchmarks)
+        self.timeline: dict[str, list[float]] = {}
 
     @property
     def elapsed(self) -> float:
@@ -63,8 +65,13 @@ class Progress:
         print(line, file=self.stream, flush=True)
         self._last_line = self._clock()
 
+    def trial_started(self, trial_key: str) -> None:
+        self.timeline[trial_key] = [self._clock(), math.nan]
+
     def trial_finished(self, row: dict[str, Any], *, resumed: bool = False) -> None:
         self.done += 1
+        if row.get("trial_key") in self.timeline:
+            self.timeline[row["trial_key"]][1] = self._clock()
         status = row.get("status", "?")
         if status == "diverged":
             self.diverged += 1
