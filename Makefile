@@ -11,6 +11,8 @@ STUDY   ?=
 SWEEP_STUDY := $(or $(STUDY),sweeps/studies/quick.yaml)
 REPORT_DIR  := $(if $(STUDY),results/$(basename $(notdir $(STUDY))),results)
 RAY_ADDRESS ?=
+# Where a submitted study writes: a path every node shares, or s3://... / gs://...
+RESULTS ?=
 
 .PHONY: venv test sweep report submit bench clean-venv
 
@@ -33,7 +35,7 @@ report: venv
 
 submit: venv
 	@test -n "$(RAY_ADDRESS)" || { echo "make submit needs RAY_ADDRESS=http://<head>:8265"; exit 2; }
-	$(PYTHON) -m sweeps submit $(SWEEP_STUDY) --address $(RAY_ADDRESS)
+	$(PYTHON) -m sweeps submit $(SWEEP_STUDY) --address $(RAY_ADDRESS) $(if $(RESULTS),--results $(RESULTS)) $(ARGS)
 
 bench: venv
 	$(PYTHON) -m benchmarks

@@ -53,10 +53,10 @@ def test_gradient_penalty_is_zero_for_a_one_lipschitz_critic_and_positive_otherw
     unit = torch.nn.Linear(4, 1, bias=False)
     with torch.no_grad():
         unit.weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
-    assert float(loss.penalty(lambda x: unit(x).squeeze(1), real, fake)) == pytest.approx(0.0, abs=1e-10)
+    assert float(loss.penalty(lambda x: unit(x).squeeze(1), real, fake).detach()) == pytest.approx(0.0, abs=1e-10)
     with torch.no_grad():
         unit.weight.mul_(3.0)
-    assert float(loss.penalty(lambda x: unit(x).squeeze(1), real, fake)) == pytest.approx(10 * 4.0, rel=1e-5)
+    assert float(loss.penalty(lambda x: unit(x).squeeze(1), real, fake).detach()) == pytest.approx(10 * 4.0, rel=1e-5)
 
 
 def test_unknown_loss_lists_the_known_ones():

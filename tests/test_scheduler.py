@@ -72,6 +72,7 @@ def test_ema_update_and_lr_follow_the_definition_for_every_group():
 def test_nonfinite_loss_leaves_the_moving_average_untouched():
     opt = _optimizer()
     sched = GapAwareLR(opt, V_STAR)
+    opt.step()
     sched.step(2.0)
     before = sched.smoothed_loss
     sched.step(float("nan"))
@@ -126,7 +127,9 @@ def test_invalid_arguments_name_the_argument(kwargs, field):
 def test_zero_ideal_loss_needs_explicit_thresholds():
     with pytest.raises(ValueError, match="x_min"):
         GapAwareLR(_optimizer(), 0.0)
-    sched = GapAwareLR(_optimizer(), 0.0, x_min=0.5, x_max=0.5)
+    opt = _optimizer()
+    sched = GapAwareLR(opt, 0.0, x_min=0.5, x_max=0.5)
+    opt.step()
     sched.step(0.5 / 0.05)  # EMA moves to 0.5 = x_max above V*
     assert sched.multiplier == pytest.approx(2.0)
 
