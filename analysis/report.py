@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow.fs as pafs
 import yaml
 
 from . import plots

@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Sequence
 
-__all__ = ["DivergenceRules", "Divergence", "first_nonfinite", "first_exploded", "collapse_detected", "quality_failed"]
+__all__ = ["DivergenceRules", "Divergence", "first_nonfinite", "first_exploded", "step_divergence", "collapse_detected", "quality_failed"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,15 @@ def first_exploded(losses: Mapping[str, float], limit: float) -> str | None:
     for name, value in losses.items():
         if abs(value) > limit:
             return name
+    return None
+
+
+def step_divergence(losses: Mapping[str, float], rules: DivergenceRules) -> str | None:
+    """The reason this step's losses end the trial at once (``nonfinite``, ``explosion``) or ``None``."""
+    if first_nonfinite(losses) is not None:
+        return "nonfinite"
+    if first_exploded(losses, rules.loss_limit) is not None:
+        return "explosion"
     return None
 
 

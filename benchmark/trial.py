@@ -37,6 +37,8 @@ __all__ = [
     "TrialResult",
     "TASKS",
     "task_module",
+    "capture_state",
+    "restore_state",
     "resolve",
     "run_trial",
     "error_row",
@@ -174,6 +176,25 @@ class TrialContext:
             os.replace(tmp, self.checkpoint_dir / CHECKPOINT_FILE)
         if self.on_eval is not None:
             self.on_eval(step, dict(metrics), self.checkpoint_dir)
+
+
+def capture_state(stateful: Mapping[str, Any], rng: torch.Generator, **progress: Any) -> dict[str, Any]:
+    """A task's full training state for a checkpoint: every object's ``state_dict()``
+    (``None`` entries, e.g. a missing scheduler, skipped), the trial's generator and
+    torch's global RNG state, and the task's progress values (step, curves, ...)."""
+    state = {name: obj.state_dict() for name, obj in stateful.items() if obj is not None}
+    state.update(rng=rng.get_state(), torch_rng=torch.get_rng_state(), progress=progress)
+    return state
+
+
+def restore_state(state: Mapping[str, Any], stateful: Mapping[str, Any], rng: torch.Generator) -> dict[str, Any]:
+    """Load a state written by :func:`capture_state` into the same objects; returns the progress values."""
+    for name, obj in stateful.items():
+        if obj is not None:
+            obj.load_state_dict(state[name])
+    rng.set_state(state["rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return dict(state["progress"])
 
 
 def task_module(name: str):

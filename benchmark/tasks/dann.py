@@ -61,10 +61,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Split, sample_batch, to_float
-from benchmark.divergence import Divergence, collapse_detected, first_exploded, first_nonfinite, quality_failed
+from benchmark.divergence import Divergence, collapse_detected, quality_failed, step_divergence
 from benchmark.domains import DOMAIN_PAIRS, load_domain_pair
 from benchmark.scheduler import DEFAULT_EMA_DECAY, GapAwareLR
-from benchmark.trial import Hyperparameter, ResolvedTrial, TrialContext, TrialOutcome
+from benchmark.trial import Hyperparameter, ResolvedTrial, TrialContext, TrialOutcome, capture_state, restore_state
 
 __all__ = [
     "HYPERPARAMETERS", "OPTIONS", "DATASETS", "ARMS", "DEFAULT_LOSS", "LOSSES", "DIVERGENCE_DEFAULTS",
@@ -258,19 +258,15 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
         return result
 
     d_loss_ema, start_step, curves, val = loss.ideal_loss, 1, [], None
+    stateful = {
+        "features": features, "classifier": classifier, "discriminator": discriminator,
+        "opt_fc": opt_fc, "opt_d": opt_d, "scheduler": scheduler,
+    }
     state = ctx.load_checkpoint()
     if state is not None:
-        features.load_state_dict(state["features"])
-        classifier.load_state_dict(state["classifier"])
-        discriminator.load_state_dict(state["discriminator"])
-        opt_fc.load_state_dict(state["opt_fc"])
-        opt_d.load_state_dict(state["opt_d"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        d_loss_ema, start_step = state["d_loss_ema"], state["step"] + 1
-        curves, val = list(state["curves"]), state["val"]
+        progress = restore_state(state, stateful, rng)
+        d_loss_ema, start_step = progress["d_loss_ema"], progress["step"] + 1
+        curves, val = list(progress["curves"]), progress["val"]
 
     def outcome(steps_done: int, metrics: dict[str, float], divergence: Divergence | None) -> TrialOutcome:
         return TrialOutcome(steps_done, METRIC_NAME, METRIC_MODE, metrics, curves, divergence)
@@ -307,12 +303,9 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
             losses = {"cls_loss": cls_value, "d_loss": d_value}
         else:
             losses = {"cls_loss": cls_value}
-        bad = first_nonfinite(losses)
-        reason = "nonfinite" if bad is not None else None
-        if bad is None and (bad := first_exploded(losses, trial.rules.loss_limit)) is not None:
-            reason = "explosion"
+        reason = step_divergence(losses, trial.rules)
 
-        if step % hp["log_every"] == 0 or bad is not None:
+        if step % hp["log_every"] == 0 or reason is not None:
             multiplier = scheduler.multiplier if scheduler is not None else 1.0
             if not adversarial:
                 multiplier = math.nan
@@ -328,7 +321,7 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
                     "grl_lambda": lam,
                 }
             )
-        if bad is not None:
+        if reason is not None:
             return outcome(step, {}, Divergence(reason, step))
 
         if step % hp["eval_every"] == 0 or step == hp["steps"]:
@@ -341,20 +334,7 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
             ctx.report_eval(
                 step,
                 {"step": step, **val_columns},
-                {
-                    "step": step,
-                    "features": features.state_dict(),
-                    "classifier": classifier.state_dict(),
-                    "discriminator": discriminator.state_dict(),
-                    "opt_fc": opt_fc.state_dict(),
-                    "opt_d": opt_d.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                    "rng": rng.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "d_loss_ema": d_loss_ema,
-                    "curves": curves,
-                    "val": val,
-                },
+                capture_state(stateful, rng, step=step, d_loss_ema=d_loss_ema, curves=curves, val=val),
             )
 
     test = evaluate("test")

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 
 from benchmark.data import available_datasets, load_dataset, sample_batch
-from benchmark.divergence import Divergence, collapse_detected, first_exploded, first_nonfinite, quality_failed
+from benchmark.divergence import Divergence, collapse_detected, quality_failed, step_divergence
 from benchmark.losses import GAN_LOSSES
 from benchmark.metrics import FidelityEvaluator
 from benchmark.models import Discriminator, Generator
 from benchmark.scheduler import DEFAULT_EMA_DECAY, GapAwareLR
-from benchmark.trial import Hyperparameter, ResolvedTrial, TrialContext, TrialOutcome
+from benchmark.trial import Hyperparameter, ResolvedTrial, TrialContext, TrialOutcome, capture_state, restore_state
 
 HYPERPARAMETERS = {
     "lr_d": Hyperparameter(2e-4, "discriminator (adversary) base learning rate"),
@@ -107,18 +107,15 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
         generator.train()
         return images
 
-    d_loss_ema, start_step, curves = loss.ideal_loss, 1, []
+    stateful = {
+        "generator": generator, "discriminator": discriminator, "opt_g": opt_g, "opt_d": opt_d, "scheduler": scheduler
+    }
+    d_loss_ema, start_step, curves, val = loss.ideal_loss, 1, [], None
     state = ctx.load_checkpoint()
     if state is not None:
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        d_loss_ema, start_step, curves = state["d_loss_ema"], state["step"] + 1, list(state["curves"])
+        progress = restore_state(state, stateful, rng)
+        d_loss_ema, start_step = progress["d_loss_ema"], progress["step"] + 1
+        curves, val = list(progress["curves"]), progress["val"]
 
     def outcome(steps_done: int, metrics: dict[str, float], divergence: Divergence | None) -> TrialOutcome:
         return TrialOutcome(steps_done, METRIC_NAME, METRIC_MODE, metrics, curves, divergence)
@@ -147,12 +144,8 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
         opt_g.step()
         g_value = float(g_loss.detach())
 
-        losses = {"d_loss": d_value, "g_loss": g_value}
-        bad = first_nonfinite(losses)
-        reason = "nonfinite" if bad is not None else None
-        if bad is None and (bad := first_exploded(losses, trial.rules.loss_limit)) is not None:
-            reason = "explosion"
-        if step % hp["log_every"] == 0 or bad is not None:
+        reason = step_divergence({"d_loss": d_value, "g_loss": g_value}, trial.rules)
+        if step % hp["log_every"] == 0 or reason is not None:
             curves.append(
                 {
                     "step": step,
@@ -163,7 +156,7 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
                     "lr_multiplier": scheduler.multiplier if scheduler is not None else 1.0,
                 }
             )
-        if bad is not None:
+        if reason is not None:
             return outcome(step, {}, Divergence(reason, step))
 
         if step % hp["eval_every"] == 0 or step == hp["steps"]:
@@ -175,23 +168,10 @@ def train(trial: ResolvedTrial, ctx: TrialContext) -> TrialOutcome:
             ctx.report_eval(
                 step,
                 {"step": step, **{f"val_{k}": v for k, v in val.items()}},
-                {
-                    "step": step,
-                    "generator": generator.state_dict(),
-                    "discriminator": discriminator.state_dict(),
-                    "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                    "rng": rng.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "d_loss_ema": d_loss_ema,
-                    "curves": curves,
-                    "val": val,
-                },
+                capture_state(stateful, rng, step=step, d_loss_ema=d_loss_ema, curves=curves, val=val),
             )
 
-    # The last checkpointed evaluation is the final validation score (also after a resume).
-    val = state["val"] if state is not None and start_step > hp["steps"] else val
+    # The last evaluation (restored with a checkpoint taken at the final step) is the final validation score.
     test = evaluator.evaluate(generate(), "test")
     metrics = {"val_metric": val["fid"], "test_metric": test["fid"], **test, **{f"val_{k}": v for k, v in val.items()}}
 
