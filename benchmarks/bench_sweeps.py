@@ -41,10 +41,13 @@ STUDY = {
         "lr_d": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
         "lr_g": {"type": "loguniform", "low": 1e-4, "high": 1e-3},
     },
-    # ~5 s trials with two evaluations (two checkpoints handed to Tune) each.
-    "fixed": {"steps": 400, "eval_every": 200, "eval_samples": 200},
+    # Trial settings of the default study (filled in from sweeps/studies/quick.yaml below):
+    # trials as long as a user's first study runs, with their evaluations and checkpoints.
     "resources": {"cpus": 1, "gpus": 0},
 }
+
+
+QUICK_STUDY = Path(__file__).resolve().parent.parent / "sweeps" / "studies" / "quick.yaml"
 
 
 def _steady_state(timeline: dict[str, list[float]], compute: dict[str, float], workers: int) -> tuple[float, float]:
@@ -70,7 +73,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sweeps-") as name:
         folder = Path(name)
         path = folder / "bench.yaml"
-        path.write_text(yaml.safe_dump({**STUDY, "results": str(folder / "results")}))
+        quick = yaml.safe_load(QUICK_STUDY.read_text())
+        path.write_text(yaml.safe_dump({**STUDY, "fixed": quick["fixed"], "results": str(folder / "results")}))
         load_study(path)  # validated (and the task imported) before timing, as `python -m sweeps run` does before Ray starts
         ray_started = time.perf_counter()
         with ray_session(num_cpus=workers):
@@ -90,7 +94,7 @@ def main() -> None:
     efficiency = compute.sum() / (wall * concurrent)
     overhead = (wall * concurrent - compute.sum()) / trials
     steady_overhead, steady_compute = _steady_state(outcome.timeline, compute.to_dict(), concurrent)
-    print(f"study: {trials} trials of {STUDY['fixed']['steps']} steps on {concurrent} concurrent workers "
+    print(f"study: {trials} trials of the quick study's length on {concurrent} concurrent workers "
           f"(1 CPU each), mean compute {compute.mean():.2f} s per trial")
     print(f"study wall time:            {wall:.1f} s (embedded Ray already running)")
     print(f"harness efficiency:         {efficiency:.3f}  (goal >= 0.90; start-up and last-trial tail included)")
