@@ -274,15 +274,24 @@ def _error_summary(trial) -> str:
         text = str(trial.get_error() or "")
     except Exception:
         text = ""
+    error_file = getattr(trial, "error_file", None)
+    if not text.strip() and error_file:
+        # Tune may hand the callback the trial before its error object is set; the file is already there.
+        try:
+            text = Path(error_file).read_text(errors="replace")
+        except OSError:
+            text = ""
     lines = [line for line in text.rstrip().splitlines() if line.strip()]
     message: list[str] = []
     for line in reversed(lines):  # the exception block ends the traceback, after the indented frames
         if line.startswith((" ", "\t")):
             break
         message.insert(0, line)
+    if not message:  # no plain exception block at the end: fall back to the last line naming an error
+        message = [line.strip() for line in lines if "Error" in line or "Exception" in line][-1:]
     summary = "\n".join(message)[-1500:] or "the trial failed without an error message"
-    if getattr(trial, "error_file", None):
-        summary += f"\n(full traceback: {trial.error_file})"
+    if error_file:
+        summary += f"\n(full traceback: {error_file})"
     return summary
 
 
