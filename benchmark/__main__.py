@@ -38,14 +38,6 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
-def _number(value: str) -> float | int | str:
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
-
-
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -78,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    hp = {k: _number(v) for k, v in _pairs(args.set, "--set").items()}
+    hp = _pairs(args.set, "--set")  # strings: resolve() casts each to its hyperparameter's type
     seed = int(hp.pop("seed", 0))
     scheduler = {k: float(v) for k, v in _pairs(args.scheduler, "--scheduler").items()} or None
     spec = TrialSpec(

@@ -27,6 +27,7 @@ import torch
 
 from benchmark.divergence import Divergence, DivergenceRules
 from benchmark.losses import AdversarialLoss, get_loss
+from benchmark.scheduler import default_thresholds
 
 __all__ = [
     "Hyperparameter",
@@ -61,7 +62,7 @@ class Hyperparameter:
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"hyperparameter {name} must be a number, got {value!r}") from None
-        if isinstance(self.default, bool) or isinstance(self.default, int):
+        if isinstance(self.default, int):
             if not number.is_integer():
                 raise ValueError(f"hyperparameter {name} must be an integer, got {value!r}")
             return int(number)
@@ -224,13 +225,11 @@ def resolve(spec: TrialSpec) -> ResolvedTrial:
         raise ValueError(f"stage must be 'search' or 'confirm', got {spec.stage!r}")
     rules = DivergenceRules.from_mapping({**task.DIVERGENCE_DEFAULTS, **spec.divergence})
     loss = get_loss(spec.loss or task.DEFAULT_LOSS)
-    if loss.name not in task.LOSSES and type(loss).__name__ not in task.LOSSES:
+    if loss.name not in task.LOSSES:
         raise ValueError(f"loss {loss.name!r} does not fit task {spec.task!r}; use one of {list(task.LOSSES)}")
     if spec.arm == "constant" and spec.scheduler is not None:
         raise ValueError("arm 'constant' runs without a scheduler; drop the scheduler settings or use arm 'gap_aware'")
     if spec.scheduler is not None:
-        from benchmark.scheduler import default_thresholds
-
         allowed = {"ema_decay", "h_min", "f_max", "x_min", "x_max"}
         bad = sorted(set(spec.scheduler) - allowed)
         if bad:
